@@ -1,0 +1,96 @@
+"""Configuration defaults; an environment variable of the same name overrides each key."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+# Keys an operator may set, with their defaults. "{instance}" is replaced by the instance folder.
+DEFAULTS: dict[str, Any] = {
+    "ENV": "production",  # production | development | testing
+    "DATABASE_URL": "sqlite:///{instance}/wiki.db",
+    "SECRET_KEY": None,  # from the environment, else generated once into instance/secret_key
+    "SEARCH_INDEX_DIR": "{instance}/index",
+    "REVIEW_POLICY": "contributors",  # contributors | everyone | off
+    "REVIEW_MIN_APPROVALS": 1,
+    "REVIEW_STALE_DAYS": 7,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "SESSION_COOKIE_SECURE": None,  # None: on in production, off otherwise
+    "SITE_NAME": "Nexus Wiki",
+    "PAGE_SIZE": 50,
+    "MAX_PAGE_BYTES": 512 * 1024,
+    "LOGIN_MAX_FAILURES": 5,
+    "LOG_LEVEL": "INFO",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    """Turn an environment string into the type of the key's default."""
+    if isinstance(default, bool) or key in {"SESSION_COOKIE_SECURE"}:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError(f"{key} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{key} must be a whole number, got {raw!r}") from None
+    return raw
+
+
+def _secret_key(instance: Path) -> str:
+    """Read instance/secret_key, creating it once with mode 0600 (stops forged sessions)."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the settings: defaults, then environment variables, then explicit overrides."""
+    instance = Path(instance_path)
+    overrides = dict(overrides or {})
+    values: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        if key in overrides:
+            values[key] = overrides.pop(key)
+        elif key in os.environ:
+            values[key] = _coerce(key, os.environ[key], default)
+        else:
+            values[key] = default
+        if isinstance(values[key], str):
+            values[key] = values[key].replace("{instance}", str(instance))
+    values.update(overrides)
+
+    if values["REVIEW_POLICY"] not in {"contributors", "everyone", "off"}:
+        raise ValueError("REVIEW_POLICY must be contributors, everyone or off")
+    if not values.get("SECRET_KEY"):
+        values["SECRET_KEY"] = _secret_key(instance)
+    if values["SESSION_COOKIE_SECURE"] is None:
+        values["SESSION_COOKIE_SECURE"] = values["ENV"] == "production"
+
+    url = values["DATABASE_URL"]
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://") :]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    values["SQLALCHEMY_DATABASE_URI"] = url
+    if url.startswith("sqlite:"):
+        Path(instance).mkdir(parents=True, exist_ok=True)
+    values["TESTING"] = values["ENV"] == "testing"
+    return values

@@ -1,0 +1,1 @@
+"""Full-text search over published pages (Whoosh, behind this package)."""

@@ -1,0 +1,143 @@
+"""Cross-cutting web concerns: context for templates, headers, logging, health, helpers."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Flask, g, make_response, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy import text
+
+from wiki import markup, notify, queries
+from wiki.extensions import db, login_manager
+from wiki.models import User
+
+log = logging.getLogger("wiki.request")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def canonical_slug(slug: str) -> str | None:
+    """The canonical form of a slug typed differently ("Main Page" -> "main-page"), or None."""
+    fixed = markup.slugify(slug)
+    return fixed if fixed and fixed != slug else None
+
+
+def login_required(view: Callable) -> Callable:
+    """Send anonymous visitors to log in, and back here afterwards."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            target = request.full_path.rstrip("?") if request.method == "GET" else request.path
+            return redirect(url_for("auth.login", next=target))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def not_modified_or(last_modified: datetime, version: str, build: Callable):
+    """Answer a conditional GET with 304, else build the page with ETag and Last-Modified."""
+    user = current_user.get_id() if current_user.is_authenticated else "anon"
+    etag = hashlib.sha256(f"{version}:{user}".encode()).hexdigest()[:32]
+    if request.if_none_match.contains(etag):
+        response = make_response("", 304)
+    else:
+        response = make_response(build())
+    response.set_etag(etag)
+    response.last_modified = last_modified
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Sessions and remember cookies carry id:token; a changed token revokes them."""
+    ident, _, token = user_id.partition(":")
+    if not ident.isdigit():
+        return None
+    user = db.session.get(User, int(ident))
+    if user is None or not token or user.auth_token != token or not user.active:
+        return None
+    return user
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _start():
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            response.headers.setdefault(
+                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+            )
+        if request.endpoint == "static":
+            if request.args.get("v"):
+                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        elif "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = (
+                "no-store" if request.method != "GET" else "private, no-cache"
+            )
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info(
+            "request_id=%s method=%s path=%s status=%s duration_ms=%.1f",
+            g.get("request_id", "-"),
+            request.method,
+            request.path,
+            response.status_code,
+            duration,
+        )
+        return response
+
+    @app.context_processor
+    def _context():
+        user = current_user
+        counts = {"review": 0, "unread": 0}
+        if user.is_authenticated:
+            counts["unread"] = notify.unread_count(user.id)
+            if user.is_reviewer:
+                counts["review"] = queries.pending_count()
+        return {"site_name": app.config["SITE_NAME"], "counts": counts, "static_url": _static_url}
+
+    @app.route("/healthz")
+    def healthz():
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any database failure means unhealthy
+            db.session.rollback()
+            return {"status": "error", "database": "unreachable"}, 503
+        return {"status": "ok", "database": "ok"}
+
+
+@functools.cache
+def _fingerprint(path: str) -> str:
+    from flask import current_app
+
+    full = f"{current_app.static_folder}/{path}"
+    try:
+        with open(full, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()[:12]
+    except OSError:
+        return "0"
+
+
+def _static_url(path: str) -> str:
+    """A fingerprinted static URL, cached for a year by browsers."""
+    return url_for("static", filename=path, v=_fingerprint(path))
