@@ -72,6 +72,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     web.register(app)
 
+    from wiki.search import index as search_index
+
+    search_index.init_app(app)
+
     from wiki.cli import wiki_cli
 
     app.cli.add_command(wiki_cli)

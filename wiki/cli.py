@@ -48,3 +48,17 @@ def ensure_admin() -> None:
         f"    username: {name}\n    password: {password}\n"
         f"  This is shown once: log in and change it at /auth/password.\n{bar}\n"
     )
+
+
+def register_commands() -> None:
+    """Attach the commands that live next to what they drive."""
+    from wiki.backup import backup_command, restore_command
+    from wiki.importer import export_command, import_command
+    from wiki.search.cli import reindex_command
+
+    for command in (import_command, export_command, reindex_command, backup_command,
+                    restore_command):
+        wiki_cli.add_command(command)
+
+
+register_commands()
