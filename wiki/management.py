@@ -81,6 +81,8 @@ def _rewrite_linkers(user: User, page: Page, old_title: str, title: str, old_slu
     ).all()
     count = 0
     for linker in linkers:
+        if not can_edit(user, linker):
+            continue  # a protected page: the rename must not edit it behind its protection
         current = linker.current_revision
         body = markup.rewrite_links(current.body, old_title, title)
         if body == current.body:

@@ -16,6 +16,10 @@ bp = Blueprint("manage", __name__)
 def _page(slug: str) -> Page:
     page = editing.find_page(slug)
     if page is None:
+        target = editing.redirect_target(slug)
+        if target is not None and target.is_published:  # renamed: follow, keeping the method
+            new_path = request.path.replace(f"/wiki/{slug}", f"/wiki/{target.slug}", 1)
+            abort(redirect(new_path, 301 if request.method == "GET" else 308))
         abort(404, "There is no page at this address.")
     return page
 
