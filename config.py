@@ -17,7 +17,13 @@ DEFAULTS: dict[str, Any] = {
     "REVIEW_MIN_APPROVALS": 1,
     "REVIEW_STALE_DAYS": 7,
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_URI": "memory://",  # redis://host:6379/0 to share counters between nodes
+    "RATELIMIT_KEY_PREFIX": "nexus-wiki",  # distinguishes wikis sharing one Redis
+    "RATELIMIT_LOGIN": "20 per minute",  # login POSTs per client address
+    "RATELIMIT_REGISTER": "10 per hour",  # registrations per client address
+    "RATELIMIT_PASSWORD": "10 per hour",  # password changes per client address
+    "RATELIMIT_SAVES": "30 per minute",  # edit/new-page POSTs per user (per address if anonymous)
+    "TRUSTED_PROXIES": 0,  # reverse proxies in front (X-Forwarded-For/-Proto/-Host trusted)
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SESSION_COOKIE_SECURE": None,  # None: on in production, off otherwise
     "SITE_NAME": "Nexus Wiki",
@@ -49,15 +55,27 @@ def _coerce(key: str, raw: str, default: Any) -> Any:
 
 
 def _secret_key(instance: Path) -> str:
-    """Read instance/secret_key, creating it once with mode 0600 (stops forged sessions)."""
+    """Read instance/secret_key, creating it once with mode 0600 (stops forged sessions).
+
+    The key is written to a private temporary file and hard-linked into place, so workers
+    starting together never read a half-written file and all end up with the same key.
+    """
     path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        tmp = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} holds no usable secret key; delete it to generate a new one")
     return key
 
 
@@ -81,6 +99,12 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         raise ValueError("REVIEW_POLICY must be contributors, everyone or off")
     if not values.get("SECRET_KEY"):
         values["SECRET_KEY"] = _secret_key(instance)
+    elif values["ENV"] == "production" and len(str(values["SECRET_KEY"])) < 32:
+        raise ValueError(
+            "SECRET_KEY is too short for production (use at least 32 random characters, "
+            'e.g. python -c "import secrets; print(secrets.token_hex(32))"), or unset it '
+            "to have one generated into the instance folder"
+        )
     if values["SESSION_COOKIE_SECURE"] is None:
         values["SESSION_COOKIE_SECURE"] = values["ENV"] == "production"
 

@@ -3,6 +3,7 @@ users of each role, and test clients that fill in CSRF tokens the way a browser 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import pytest
 from flask import g, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
+from werkzeug.security import generate_password_hash
 
 from wiki import create_app
 from wiki.extensions import db as _db
@@ -142,10 +144,23 @@ def db(app):
     return _db
 
 
-def _user(name: str, role: str):
-    from wiki import accounts
+@functools.lru_cache
+def _real_hash(password: str) -> str:
+    """Werkzeug's default hash of a password, computed once per run (scrypt is slow on purpose)."""
+    return generate_password_hash(password)
 
-    return accounts.create_user(name, PASSWORD, role=role, email=f"{name}@example.org")
+
+def _user(name: str, role: str):
+    """Create a user through the domain, reusing one real hash of the shared test password."""
+    from wiki import accounts
+    from wiki.models import users
+
+    original = users.generate_password_hash
+    users.generate_password_hash = _real_hash
+    try:
+        return accounts.create_user(name, PASSWORD, role=role, email=f"{name}@example.org")
+    finally:
+        users.generate_password_hash = original
 
 
 @pytest.fixture

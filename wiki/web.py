@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask, g, make_response, redirect, request, url_for
+from flask import Flask, abort, current_app, g, make_response, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -24,6 +24,9 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# Ids and page numbers beyond this overflow the database's integers (a 500): they answer 404.
+MAX_NUMBER = 2**53
+NUMERIC_ARGS = ("page", "from", "to")
 
 
 def canonical_slug(slug: str) -> str | None:
@@ -43,6 +46,18 @@ def login_required(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def user_or_ip() -> str:
+    """Rate-limit key: the account when logged in (shared offices share an address), else IP."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return f"ip:{request.remote_addr or '-'}"
+
+
+def rate_limit(key: str) -> Callable[[], str]:
+    """The limit string configured under `key` (e.g. RATELIMIT_SAVES), read per request."""
+    return lambda: current_app.config[key]
 
 
 def not_modified_or(last_modified: datetime, version: str, build: Callable):
@@ -72,10 +87,29 @@ def load_user(user_id: str) -> User | None:
 
 
 def register(app: Flask) -> None:
-    @app.before_request
     def _start():
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
+
+    # First of all before-request hooks, so requests refused by CSRF or a rate limit get an id too.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+
+    @app.url_value_preprocessor
+    def _refuse_unstorable(_endpoint, values):  # noqa: ANN001
+        """Numbers past the database's integers and NUL characters (PostgreSQL refuses them)
+        answer 404/400 instead of failing in a query with a 500. Page text ("body") is left to
+        the domain, which refuses NUL with a message and keeps the editor's text."""
+        values = values or {}
+        numbers = [v for v in values.values() if isinstance(v, int)]
+        numbers += [request.args.get(k, type=int) or 0 for k in NUMERIC_ARGS]
+        if any(abs(n) > MAX_NUMBER for n in numbers):
+            abort(404, "There is nothing with that number.")
+        if any("\x00" in v for v in values.values() if isinstance(v, str)):
+            abort(404, "There is nothing at this address.")
+        fields = [v for _, v in request.args.items(multi=True)]
+        fields += [v for k, v in request.form.items(multi=True) if k != "body"]
+        if any("\x00" in v for v in fields):
+            abort(400, "The request contains a NUL character, which this wiki cannot store.")
 
     @app.after_request
     def _headers(response):

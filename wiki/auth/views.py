@@ -10,6 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from wiki import accounts
 from wiki.auth.forms import LoginForm, PasswordForm, RegisterForm
 from wiki.extensions import limiter
+from wiki.web import rate_limit
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -29,7 +30,7 @@ def _start_session(user, remember: bool) -> None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
-@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit(rate_limit("RATELIMIT_REGISTER"), methods=["POST"])
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("pages.home"))
@@ -49,7 +50,7 @@ def register():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("20 per minute", methods=["POST"])
+@limiter.limit(rate_limit("RATELIMIT_LOGIN"), methods=["POST"])
 def login():
     form = LoginForm()
     if request.method == "GET":
@@ -70,15 +71,15 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    logout_user()  # also clears the remember-me cookie
     session.clear()
+    logout_user()  # after clear(): it marks the remember-me cookie for deletion in the session
     flash("You are logged out.", "info")
     return redirect(url_for("pages.home"))
 
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
-@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit(rate_limit("RATELIMIT_PASSWORD"), methods=["POST"])
 def password():
     form = PasswordForm()
     if form.validate_on_submit():
