@@ -27,7 +27,6 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "SESSION_COOKIE_SECURE": None,  # None: on in production, off otherwise
     "SITE_NAME": "Nexus Wiki",
-    "PAGE_SIZE": 50,
     "MAX_PAGE_BYTES": 512 * 1024,
     "LOGIN_MAX_FAILURES": 5,
     "LOG_LEVEL": "INFO",
