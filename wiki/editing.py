@@ -6,6 +6,7 @@ here and raise WikiError subclasses that views turn into responses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from flask import current_app
@@ -68,6 +69,7 @@ class SaveResult:
 
 
 MAX_TITLE = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ def can_review(user: User | None, revision: Revision) -> bool:
 
 def check_title(title: str) -> tuple[str, str]:
     """Return (title, slug) or raise InvalidEdit."""
-    title = " ".join((title or "").split())
+    title = " ".join(_CONTROL.sub(" ", title or "").split())
     if not title:
         raise InvalidEdit("The page needs a title.")
     if len(title) > MAX_TITLE:
@@ -178,7 +180,7 @@ def new_revision(
         title=title,
         body=body,
         tags=tags,
-        summary=(summary or "").strip()[:500],
+        summary=" ".join(_CONTROL.sub(" ", summary or "").split())[:500],
         size=len(body.encode()),
         size_delta=len(body.encode()) - (base.size if base else 0),
         status=status,
@@ -298,12 +300,24 @@ def revert(user: User, page: Page, revision_id: int) -> SaveResult:
 
 
 def _pending(revision_id: int) -> Revision:
+    """The open proposal, re-read after locking its page so concurrent decisions queue up.
+
+    Without the lock two reviewers could both see "pending" on PostgreSQL and both act on it
+    (a proposal published twice, or rejected and published). Raises ReviewError.
+    """
     revision = db.session.get(Revision, revision_id, populate_existing=True)
     if revision is None:
         raise ReviewError("There is no such proposal.")
+    locked_page(revision.page_id)
+    db.session.refresh(revision)
     if revision.status != "pending":
         raise ReviewError(f"This proposal is {revision.status} already; nothing was changed.")
     return revision
+
+
+def _plain(text: str | None) -> str:
+    """User text as stored: trimmed, without NUL characters (PostgreSQL text refuses them)."""
+    return (text or "").replace("\x00", "").strip()
 
 
 def _record(revision: Revision, user: User, decision: str, comment: str) -> Review:
@@ -311,7 +325,7 @@ def _record(revision: Revision, user: User, decision: str, comment: str) -> Revi
         revision_id=revision.id,
         reviewer_id=user.id,
         decision=decision,
-        comment=(comment or "").strip(),
+        comment=_plain(comment),
         created_at=utcnow(),
     )
     db.session.add(entry)
@@ -321,7 +335,7 @@ def _record(revision: Revision, user: User, decision: str, comment: str) -> Revi
 
 def comment(user: User, revision_id: int, text: str) -> Review:
     """Add a comment to a proposal's thread."""
-    if not (text or "").strip():
+    if not _plain(text):
         raise ReviewError("Write a comment first.")
     with writing():
         revision = _pending(revision_id)
@@ -342,7 +356,7 @@ def request_changes(user: User, revision_id: int, text: str) -> Review:
 
 def reject(user: User, revision_id: int, text: str) -> Review:
     """A reviewer turns the proposal down, saying why."""
-    if not (text or "").strip():
+    if not _plain(text):
         raise ReviewError("Say why when you reject a proposal: the author needs to know.")
     with writing():
         revision = _pending(revision_id)
@@ -469,7 +483,8 @@ def update_proposal(
     base_revision_id: int | None = None,
 ) -> Revision:
     """Replace a proposal by a new pending revision that keeps its thread."""
-    title, slug = check_title(title)
+    title, slug = check_title(_plain(title))
+    summary = _plain(summary)
     body = _check_body(body)
     with writing():
         old = _pending(revision_id)
@@ -480,8 +495,8 @@ def update_proposal(
             raise InvalidEdit("That title would move the page to another address: use Rename.")
         base_id = base_revision_id if base_revision_id is not None else old.base_revision_id
         base = db.session.get(Revision, base_id) if base_id else None
-        if base is not None and base.page_id != page.id:
-            raise InvalidEdit("The revision you started from belongs to another page.")
+        if base is not None and (base.page_id != page.id or base.status != "published"):
+            raise InvalidEdit("The revision you started from is not a published one of this page.")
         tag_text = normalise_tags(tags) if tags is not None else old.tags
         new = new_revision(
             page, user, title, body, summary or old.summary, tag_text, base, "pending"

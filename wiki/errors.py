@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from wiki.extensions import db
+from wiki.web import EDITOR_ENDPOINTS
 
 log = logging.getLogger("wiki.errors")
 
@@ -25,7 +26,6 @@ TITLES = {
     500: "Something went wrong",
 }
 
-EDITOR_ENDPOINTS = {"pages.edit", "pages.new", "review.update"}
 
 
 def _page(code: int, message: str):
@@ -39,6 +39,35 @@ def _page(code: int, message: str):
     ), code
 
 
+def _too_many(exc: HTTPException, response):
+    """429 with Retry-After; an editor's text stays on screen so a throttled save loses nothing.
+
+    Flask-Limiter sets Retry-After to the seconds until the exhausted window resets (an
+    after_request hook, when RATELIMIT_HEADERS_ENABLED); a fixed value here would only ever
+    lengthen it, so one is set only for a 429 that did not come from the limiter.
+    """
+    from flask_limiter import RateLimitExceeded
+
+    if request.endpoint in EDITOR_ENDPOINTS and "body" in request.form:
+        from wiki.pages.forms import EditForm
+
+        form = EditForm()  # filled from the posted form, with a fresh token to save again
+        message = (
+            "Too many saves in a short time. Wait a minute, then save again: your text is here."
+        )
+        response = (
+            render_template(
+                "pages/edit.html", form=form, page=None, policy="", error=message, stale_form=True
+            ),
+            429,
+        )
+    body, status = response
+    limited = isinstance(exc, RateLimitExceeded) and current_app.config.get(
+        "RATELIMIT_HEADERS_ENABLED"
+    )
+    return body, status, {} if limited else {"Retry-After": "60"}
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
@@ -46,12 +75,14 @@ def register(app: Flask) -> None:
             "Your form expired or came from another site, so nothing was saved. Submit it again."
         )
         if request.endpoint in EDITOR_ENDPOINTS and "body" in request.form:
+            from wiki.editing import find_page
             from wiki.pages.forms import EditForm
 
             form = EditForm(meta={"csrf": True})
             form.validate()
+            page = find_page((request.view_args or {}).get("slug", ""))  # "Editing …", Cancel
             return render_template(
-                "pages/edit.html", form=form, page=None, policy="", error=message, stale_form=True
+                "pages/edit.html", form=form, page=page, policy="", error=message, stale_form=True
             ), 400
         return _page(400, message)
 
@@ -60,15 +91,12 @@ def register(app: Flask) -> None:
         code = exc.code or 500
         message = exc.description or ""
         if code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-            message = f"What you sent is larger than the {limit} MB this wiki accepts."
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            size = f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{max(limit // 1024, 1)} KB"
+            message = f"What you sent is larger than the {size} this wiki accepts."
         response = _page(code, message)
         if code == 429:
-            body, status = response
-            retry = exc.get_headers().__iter__()  # keep Retry-After if the limiter set one
-            headers = {k: v for k, v in retry if k.lower() == "retry-after"}
-            headers.setdefault("Retry-After", "60")
-            return body, status, headers
+            return _too_many(exc, response)
         if code == 405:
             body, status = response
             return body, status, {"Allow": ", ".join(getattr(exc, "valid_methods", None) or [])}

@@ -6,8 +6,9 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user
 
 from wiki import diffs, editing, publishing, queries, toc
+from wiki.extensions import limiter
 from wiki.pages.forms import EditForm
-from wiki.web import canonical_slug, login_required, not_modified_or
+from wiki.web import canonical_slug, login_required, not_modified_or, rate_limit, user_or_ip
 
 bp = Blueprint("pages", __name__)
 
@@ -74,6 +75,7 @@ def _editor(form: EditForm, page, *, status: int = 200, **extra):
 
 @bp.route("/new", methods=["GET", "POST"])
 @login_required
+@limiter.limit(rate_limit("RATELIMIT_SAVES"), methods=["POST"], key_func=user_or_ip)
 def new():
     form = EditForm()
     if request.method == "GET":
@@ -82,6 +84,7 @@ def new():
 
 
 @bp.route("/wiki/<slug>/edit", methods=["GET", "POST"])
+@limiter.limit(rate_limit("RATELIMIT_SAVES"), methods=["POST"], key_func=user_or_ip)
 def edit(slug: str):
     fixed = canonical_slug(slug)
     if fixed is not None:
