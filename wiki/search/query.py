@@ -20,13 +20,14 @@ from whoosh import highlight, qparser, query
 from whoosh.reading import IndexReader
 from whoosh.searching import Searcher
 
-from wiki.search.index import META, deep_stem, ensure_current, exact_key, make_schema
+from wiki.search.index import PAGE, deep_stem, ensure_current, exact_key, make_schema
 
 MAX_QUERY = 500
 PER_PAGE = 20
 MAX_PAGE = 50
 SNIPPET_CHARS = 240
 SUGGEST_LIMIT = 8
+EXACT_COUNT = 1_000  # count matches one by one only when the index estimates at most this many
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FIELD = re.compile(r"(?i)(?<![\w:])(title|body|tags?):")
@@ -56,6 +57,7 @@ class SearchResults:
     per_page: int = PER_PAGE
     truncated: bool = False
     approximate: bool = False
+    estimated: bool = False  # total is the index's estimate ("about N results")
     corrected: str | None = None
     message: str | None = None
 
@@ -121,9 +123,9 @@ def parse(text: str) -> query.Query | None:
     if isinstance(q, type(query.NullQuery)):
         return None
     if _has_not(q):
-        # Whoosh 2.7.5's Not matches deleted documents (old versions of updated pages): Every()
-        # walks live documents only.
-        q = query.And([query.Every(), q])
+        # Whoosh 2.7.5's Not matches deleted documents (old versions of updated pages) and the
+        # bookkeeping documents: a term every live page has walks live pages only.
+        q = query.And([query.Term("kind", PAGE), q])
     return q
 
 
@@ -213,27 +215,43 @@ def _hit(searcher_hit, finder: re.Pattern | None) -> Hit:  # noqa: ANN001
 
 
 def _ranked(searcher: Searcher, q: query.Query, text: str, limit: int):  # noqa: ANN202
-    """Results for q, with the page whose title is exactly the query moved to the front."""
-    mask = query.Term("page_id", META)
-    results = searcher.search(q, limit=limit, mask=mask)
+    """Results for q (exact title first), their count, and whether that count is an estimate."""
+    # No mask: Whoosh 2.7.5's FilterCollector tests the mask bitset's truth per document, which
+    # scans the whole bitset each time; the bookkeeping documents match no user query anyway.
+    results = searcher.search(q, limit=limit)
     results.fragmenter = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=60)
     results.formatter = _formatter()
     hits = list(results)
-    total = len(results)
+    total, estimated = _count(searcher, q, results, limit)
     exact = searcher.document_number(title_exact=exact_key(text.strip('"')))
     if exact is not None:
         position = next((i for i, h in enumerate(hits) if h.docnum == exact), None)
         if position is None:
-            extra = searcher.search(
-                query.Term("title_exact", exact_key(text.strip('"'))), limit=1, mask=mask
-            )
+            extra = searcher.search(query.Term("title_exact", exact_key(text.strip('"'))), limit=1)
             extra.fragmenter, extra.formatter = results.fragmenter, results.formatter
             if len(extra):
                 hits.insert(0, extra[0])
                 total += 1
         elif position:
             hits.insert(0, hits.pop(position))
-    return hits, total
+    return hits, total, estimated
+
+
+def _count(searcher: Searcher, q: query.Query, results, limit: int) -> tuple[int, bool]:  # noqa: ANN001
+    """How many pages match, and whether that is an estimate.
+
+    Exact and free when fewer than `limit` matched; exact by a non-scoring walk when the index
+    expects few matches; else the index's estimate, since walking every match of a common word
+    cost more than the whole rest of the search.
+    """
+    scored = results.scored_length()
+    if scored < limit:
+        return scored, False  # block skipping starts only once `limit` hits are held
+    reader = searcher.reader()
+    estimate = min(q.estimate_size(reader), searcher.doc_count())
+    if estimate <= EXACT_COUNT:
+        return sum(1 for _ in searcher.docs_for_query(q)), False
+    return max(estimate, scored), True
 
 
 def _did_you_mean(searcher: Searcher, text: str) -> str | None:
@@ -277,15 +295,15 @@ def search(raw: str, page: int = 1, per_page: int = PER_PAGE) -> SearchResults:
     searcher = ensure_current()
     limit = out.page * per_page
     used = q
-    hits, total = _ranked(searcher, q, text, limit)
+    hits, total, estimated = _ranked(searcher, q, text, limit)
     if total == 0:
         out.corrected = _did_you_mean(searcher, text)
         used = _fuzzy(q, searcher.reader())
-        hits, total = _ranked(searcher, used, text, limit)
+        hits, total, estimated = _ranked(searcher, used, text, limit)
         out.approximate = total > 0
     elif total < 5:
         out.corrected = _did_you_mean(searcher, text)
-    out.total = total
+    out.total, out.estimated = total, estimated
     out.page = min(out.page, out.pages)
     start = (out.page - 1) * per_page
     finder = _finder(used)
@@ -306,12 +324,11 @@ def suggest(raw: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]:
     if not words:
         return []
     searcher = ensure_current()
-    mask = query.Term("page_id", META)
     found: list[Suggestion] = []
     seen: set[str] = set()
 
     def add(q: query.Query) -> None:
-        for hit in searcher.search(q, limit=limit, mask=mask):
+        for hit in searcher.search(q, limit=limit):
             if hit["slug"] not in seen and len(found) < limit:
                 seen.add(hit["slug"])
                 found.append(Suggestion(hit["title"], hit["slug"]))
