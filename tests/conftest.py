@@ -6,13 +6,16 @@ from __future__ import annotations
 import functools
 import os
 import re
+import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from flask import g, has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from werkzeug.security import generate_password_hash
 
 from wiki import create_app
@@ -255,3 +258,19 @@ def require_postgres() -> str:
         if CI:
             raise
         pytest.skip(f"PostgreSQL is not reachable ({exc.__class__.__name__}); CI runs this")
+
+
+@contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """A throwaway empty PostgreSQL database on the test server, dropped afterwards."""
+    base = make_url(require_postgres())
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

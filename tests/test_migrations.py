@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import inspect, text
 
-from tests.conftest import require_postgres
+from tests.conftest import fresh_postgres
 from wiki import create_app
 from wiki.extensions import db as _db
-
-
-@contextmanager
-def _fresh_postgres() -> Iterator[str]:
-    """A throwaway empty PostgreSQL database on the test server, dropped afterwards."""
-    base = make_url(require_postgres())
-    name = f"nexus_migrations_{secrets.token_hex(4)}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _app(url: str, tmp_path):
@@ -69,7 +49,7 @@ def test_sqlite_upgrade_matches_models(tmp_path):
 
 
 def test_postgresql_upgrade_matches_models(tmp_path):
-    with _fresh_postgres() as url:
+    with fresh_postgres("nexus_migrations") as url:
         _upgrade_and_compare(url, tmp_path)
 
 
@@ -86,7 +66,7 @@ def test_sqlite_downgrade_to_base_and_up_again(tmp_path):
 
 
 def test_postgresql_downgrade_to_base(tmp_path):
-    with _fresh_postgres() as url:
+    with fresh_postgres("nexus_migrations") as url:
         app = _app(url, tmp_path)
         with app.app_context():
             upgrade()

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import CI, PASSWORD, require_postgres
+from tests.conftest import CI, PASSWORD, fresh_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -180,17 +179,8 @@ def _database(kind: str, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
-    base = make_url(require_postgres())
-    name = f"nexus_multinode_{secrets.token_hex(4)}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres("nexus_multinode") as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -14,16 +14,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.conftest import PASSWORD, WikiClient, require_postgres
+from tests.conftest import PASSWORD, WikiClient, fresh_postgres
 from wiki import create_app
 from wiki.search import index
 
@@ -190,17 +188,8 @@ def database_url(request, tmp_path, template_db):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'server.db'}"
         return
-    base = make_url(require_postgres())
-    name = f"search_workers_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres("search_workers") as url:
+        yield url
 
 
 def test_gunicorn_workers_stay_consistent(tmp_path, database_url):
