@@ -56,8 +56,13 @@ def register_commands() -> None:
     from wiki.importer import export_command, import_command
     from wiki.search.cli import reindex_command
 
-    for command in (import_command, export_command, reindex_command, backup_command,
-                    restore_command):
+    for command in (
+        import_command,
+        export_command,
+        reindex_command,
+        backup_command,
+        restore_command,
+    ):
         wiki_cli.add_command(command)
 
 

@@ -27,7 +27,6 @@ TITLES = {
 }
 
 
-
 def _page(code: int, message: str):
     wants_json = request.accept_mimetypes.best == "application/json" or request.path.startswith(
         ("/search/suggest", "/api/")

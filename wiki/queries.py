@@ -106,7 +106,12 @@ def pending_for_page(page: Page) -> list[Revision]:
 
 def pending_count() -> int:
     return (
-        db.session.scalar(select(func.count(Revision.id)).where(Revision.status == "pending")) or 0
+        db.session.scalar(
+            select(func.count(Revision.id))
+            .join(Page, Page.id == Revision.page_id)
+            .where(Revision.status == "pending", Page.deleted_at.is_(None))
+        )
+        or 0
     )
 
 

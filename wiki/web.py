@@ -90,6 +90,14 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+def header_counts() -> tuple[int, int]:
+    """(unread notifications, proposals waiting) for the header badges of the current user."""
+    user = current_user
+    if not user.is_authenticated:
+        return 0, 0
+    return notify.unread_count(user.id), queries.pending_count() if user.is_reviewer else 0
+
+
 def register(app: Flask) -> None:
     def _start():
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
@@ -149,12 +157,8 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def _context():
-        user = current_user
-        counts = {"review": 0, "unread": 0}
-        if user.is_authenticated:
-            counts["unread"] = notify.unread_count(user.id)
-            if user.is_reviewer:
-                counts["review"] = queries.pending_count()
+        unread, review = header_counts()
+        counts = {"review": review, "unread": unread}
         return {"site_name": app.config["SITE_NAME"], "counts": counts, "static_url": _static_url}
 
     @app.route("/healthz")

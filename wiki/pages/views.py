@@ -8,7 +8,14 @@ from flask_login import current_user
 from wiki import diffs, editing, publishing, queries, toc
 from wiki.extensions import limiter
 from wiki.pages.forms import EditForm
-from wiki.web import canonical_slug, login_required, not_modified_or, rate_limit, user_or_ip
+from wiki.web import (
+    canonical_slug,
+    header_counts,
+    login_required,
+    not_modified_or,
+    rate_limit,
+    user_or_ip,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -53,7 +60,10 @@ def view(slug: str):
     watching = current_user.is_authenticated and queries.is_watching(current_user, page)
     return not_modified_or(
         revision.created_at,
-        f"{revision.id}-{len(proposals)}-{int(watching)}",
+        # Everything the page shows that can change: text, proposals, watch state, header badges.
+        "-".join(
+            map(str, [revision.id, *(p.id for p in proposals), int(watching), *header_counts()])
+        ),
         lambda: render_template(
             "pages/view.html",
             page=page,

@@ -47,8 +47,9 @@ def queue():
         .options(joinedload(Revision.author), joinedload(Revision.page))
         .where(Revision.status == "pending", Page.deleted_at.is_(None))
     )
-    page_filter = request.args.get("page_slug", "").strip()[:200]
-    author = request.args.get("author", "").strip()[:64]
+    # NUL characters would make PostgreSQL refuse the query: drop them with the whitespace.
+    page_filter = request.args.get("page_slug", "").replace("\x00", "").strip()[:200]
+    author = request.args.get("author", "").replace("\x00", "").strip()[:64]
     mine = request.args.get("mine") == "1"
     if page_filter:
         stmt = stmt.where(Page.slug == page_filter)
