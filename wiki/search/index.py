@@ -389,7 +389,7 @@ def sync(path: str | None = None, timeout: float = LOCK_TIMEOUT) -> int | None:
     st = store(path)
     ix = st.index()
     try:
-        writer = ix.writer(timeout=timeout)
+        writer = ix.writer(timeout=timeout, compound=False)
     except LockError:
         return None
     try:
@@ -510,7 +510,7 @@ class _BulkWriter(SegmentWriter):
 
 def _build(folder: str, progress: Callable[[int], None] | None) -> int:
     ix = index.create_in(folder, make_schema())
-    writer = _BulkWriter(ix, limitmb=256)
+    writer = _BulkWriter(ix, limitmb=256, compound=False)
     count = 0
     try:
         with _connect() as conn:
