@@ -306,3 +306,21 @@ def test_many_matches_get_an_estimated_count_and_pages_still_end(client, make_pa
     last = slugs(client, "gadget", page=50)  # past the real end: the last real page
     assert len(last) == 5
     assert "45 results" in client.get("/search?q=gadget&page=50").get_data(as_text=True)
+
+
+def test_did_you_mean_never_suggests_a_word_no_page_has_any_more(app, make_page):
+    from wiki.extensions import db
+    from wiki.models import User
+    from wiki.search import query
+
+    page = make_page("Queues", "We use the zanzibarish broker here.\n")
+    assert query.search("zanzibarisj").corrected == "zanzibarish"
+    author = db.session.scalars(db.select(User)).first()
+    editing.save(
+        author,
+        page=page,
+        title="Queues",
+        body="Plain text now.\n",
+        base_revision_id=page.current_revision_id,
+    )
+    assert query.search("zanzibarisj").corrected is None

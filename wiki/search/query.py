@@ -254,6 +254,14 @@ def _count(searcher: Searcher, q: query.Query, results, limit: int) -> tuple[int
     return max(estimate, scored), True
 
 
+def _live(searcher: Searcher, word: str) -> bool:
+    """Whether a published page still has the word: the spelling list keeps words of pages
+    edited or deleted since the last rebuild, which must not be suggested."""
+    stem = deep_stem(word)
+    q = query.Or([query.Term("body", stem), query.Term("title", stem)])
+    return searcher.search(q, limit=1).scored_length() > 0
+
+
 def _did_you_mean(searcher: Searcher, text: str) -> str | None:
     """The query with words the index never saw replaced by the closest word it has."""
     reader = searcher.reader()
@@ -270,10 +278,10 @@ def _did_you_mean(searcher: Searcher, text: str) -> str | None:
             if (fieldname, low) in reader:
                 return word
         for corrector in correctors:
-            found = corrector.suggest(low, limit=1, maxdist=2, prefix=1)
-            if found:
-                changed = True
-                return found[0]
+            for found in corrector.suggest(low, limit=5, maxdist=2, prefix=1):
+                if _live(searcher, found):
+                    changed = True
+                    return found
         return word
 
     fixed = _WORD.sub(fix, text)
