@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from wiki.extensions import db
 
@@ -56,3 +56,14 @@ def writing() -> Iterator[None]:
 
 def is_sqlite() -> bool:
     return db.engine.dialect.name == "sqlite"
+
+
+def read_connection() -> Connection:
+    """A connection of its own in a read transaction (plain BEGIN, even inside `writing()`)."""
+    token = _IMMEDIATE.set(False)
+    try:
+        conn = db.engine.connect()
+        conn.begin()
+    finally:
+        _IMMEDIATE.reset(token)
+    return conn

@@ -36,8 +36,7 @@ from whoosh.reading import IndexReader
 from whoosh.searching import Searcher
 from whoosh.writing import SegmentWriter
 
-from wiki.database import _IMMEDIATE
-from wiki.extensions import db
+from wiki.database import read_connection
 from wiki.models import Page, PageEvent, Revision
 
 log = logging.getLogger("wiki.search")
@@ -315,13 +314,7 @@ def store(path: str | None = None) -> Store:
 
 def _connect() -> Connection:
     """A connection of our own: never the request's session, never a write transaction."""
-    token = _IMMEDIATE.set(False)
-    try:
-        conn = db.engine.connect()
-        conn.begin()
-    finally:
-        _IMMEDIATE.reset(token)
-    return conn
+    return read_connection()
 
 
 _DOC_COLUMNS = (
