@@ -602,3 +602,20 @@ def test_links_here(client, make_page):
     make_page("Guide", "See [[Docker]].\n")
     html = client.get("/wiki/docker/links").get_data(as_text=True)
     assert 'href="/wiki/guide"' in html
+
+
+def test_a_message_after_a_redirect_is_shown_even_when_the_page_is_unchanged(
+    reviewer_client, make_page
+):
+    page = make_page("Steady", "Same text.\n")
+    first = reviewer_client.get("/wiki/steady")
+    etag = first.headers["ETag"]
+    r = reviewer_client.submit(
+        "/wiki/steady/edit",
+        {"title": "Steady", "body": "Same text.\n", "base_revision_id": page.current_revision_id},
+        token_from="/wiki/steady/edit",
+    )
+    assert r.status_code == 302
+    again = reviewer_client.get("/wiki/steady", headers={"If-None-Match": etag})
+    assert again.status_code == 200 and "Nothing changed" in again.get_data(as_text=True)
+    assert reviewer_client.get("/wiki/steady", headers={"If-None-Match": etag}).status_code == 304

@@ -10,7 +10,17 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask, abort, current_app, g, make_response, redirect, request, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -68,7 +78,7 @@ def not_modified_or(last_modified: datetime, version: str, build: Callable):
     """Answer a conditional GET with 304, else build the page with ETag and Last-Modified."""
     user = current_user.get_id() if current_user.is_authenticated else "anon"
     etag = hashlib.sha256(f"{version}:{user}".encode()).hexdigest()[:32]
-    if request.if_none_match.contains(etag):
+    if request.if_none_match.contains(etag) and not session.get("_flashes"):  # show messages
         response = make_response("", 304)
     else:
         response = make_response(build())
