@@ -274,3 +274,21 @@ def fresh_postgres(prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def propose(user, page, body, summary="a change", base_id=None, **kw):
+    """Save as `user` on `page`, expecting a pending proposal (the review tests' starting point)."""
+    from wiki import editing
+
+    result = editing.save(
+        user,
+        title=page.title,
+        body=body,
+        summary=summary,
+        page=page,
+        base_revision_id=base_id or page.current_revision_id,
+        **kw,
+    )
+    assert not result.published
+    assert result.revision.status == "pending"
+    return result.revision

@@ -5,26 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import propose
 from wiki import editing, management, notify
 from wiki.models import Notification, Review, Revision
 
 BODY = "First line.\n\nMiddle line.\n\nLast line.\n"
-
-
-def propose(user, page, body, summary="a change", base_id=None, **kw):
-    """Save as `user` on `page`, expecting a pending proposal."""
-    result = editing.save(
-        user,
-        title=page.title,
-        body=body,
-        summary=summary,
-        page=page,
-        base_revision_id=base_id or page.current_revision_id,
-        **kw,
-    )
-    assert not result.published
-    assert result.revision.status == "pending"
-    return result.revision
 
 
 def publish(user, page, body, summary="direct"):

@@ -9,25 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from tests.conftest import propose
 from wiki import editing
 from wiki.models import Revision, utcnow
 
 BODY = "First line.\n\nMiddle line.\n\nLast line.\n"
 ROLES = ("anonymous", "author", "other", "reviewer", "admin")
-
-
-def propose(user, page, body, summary="a change", **kw):
-    result = editing.save(
-        user,
-        title=page.title,
-        body=body,
-        summary=summary,
-        page=page,
-        base_revision_id=page.current_revision_id,
-        **kw,
-    )
-    assert not result.published
-    return result.revision
 
 
 def text_of(response) -> str:
