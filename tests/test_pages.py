@@ -619,3 +619,13 @@ def test_a_message_after_a_redirect_is_shown_even_when_the_page_is_unchanged(
     again = reviewer_client.get("/wiki/steady", headers={"If-None-Match": etag})
     assert again.status_code == 200 and "Nothing changed" in again.get_data(as_text=True)
     assert reviewer_client.get("/wiki/steady", headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/wiki/fixed/revisions/{rid}", "/wiki/fixed/diff?to={rid}"])
+def test_old_revisions_and_diffs_answer_conditional_requests(client, make_page, path):
+    page = make_page("Fixed", "Settled text.\n")
+    url = path.format(rid=page.current_revision_id)
+    first = client.get(url)
+    assert first.status_code == 200 and first.headers.get("ETag")
+    assert first.headers.get("Last-Modified")
+    assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304

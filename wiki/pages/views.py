@@ -20,6 +20,11 @@ from wiki.web import (
 bp = Blueprint("pages", __name__)
 
 
+def _version(*parts: object) -> str:
+    """An ETag version: what the view shows that can change, plus the header badges."""
+    return "-".join(map(str, [*parts, *header_counts()]))
+
+
 @bp.route("/")
 def home():
     return redirect(url_for("pages.view", slug="main-page"))
@@ -60,10 +65,7 @@ def view(slug: str):
     watching = current_user.is_authenticated and queries.is_watching(current_user, page)
     return not_modified_or(
         revision.created_at,
-        # Everything the page shows that can change: text, proposals, watch state, header badges.
-        "-".join(
-            map(str, [revision.id, *(p.id for p in proposals), int(watching), *header_counts()])
-        ),
+        _version(revision.id, *(p.id for p in proposals), int(watching)),
         lambda: render_template(
             "pages/view.html",
             page=page,
@@ -209,11 +211,15 @@ def revision(slug: str, revision_id: int):
     revision = queries.published_revision(page, revision_id)
     if revision is None:
         abort(404, "This page has no published revision with that number.")
-    return render_template(
-        "pages/revision.html",
-        page=page,
-        revision=revision,
-        previous=queries.previous_revision(revision),
+    return not_modified_or(
+        revision.created_at,
+        _version(revision.id, page.current_revision_id),
+        lambda: render_template(
+            "pages/revision.html",
+            page=page,
+            revision=revision,
+            previous=queries.previous_revision(revision),
+        ),
     )
 
 
@@ -236,8 +242,18 @@ def diff(slug: str):
     if old is not None and old.id > new.id:
         old, new = new, old
     view = "split" if request.args.get("view") == "split" else "inline"
-    result = diffs.compute(old.body if old else "", new.body)
-    return render_template("pages/diff.html", page=page, old=old, new=new, diff=result, view=view)
+    return not_modified_or(
+        new.created_at,
+        _version(old.id if old else 0, new.id, view, page.current_revision_id),
+        lambda: render_template(
+            "pages/diff.html",
+            page=page,
+            old=old,
+            new=new,
+            diff=diffs.compute(old.body if old else "", new.body),
+            view=view,
+        ),
+    )
 
 
 @bp.route("/wiki/<slug>/revert/<int:revision_id>", methods=["POST"])
