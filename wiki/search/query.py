@@ -13,13 +13,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from itertools import islice
 
 from markupsafe import Markup, escape
 from whoosh import highlight, qparser, query
 from whoosh.reading import IndexReader
 from whoosh.searching import Searcher
 
+from wiki.search import spelling, vector
 from wiki.search.index import PAGE, deep_stem, ensure_current, exact_key, make_schema
 
 MAX_QUERY = 500
@@ -27,7 +27,6 @@ PER_PAGE = 20
 MAX_PAGE = 50
 SNIPPET_CHARS = 240
 SUGGEST_LIMIT = 8
-EXACT_COUNT = 1_000  # count matches one by one only when the index estimates at most this many
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FIELD = re.compile(r"(?i)(?<![\w:])(title|body|tags?):")
@@ -57,7 +56,6 @@ class SearchResults:
     per_page: int = PER_PAGE
     truncated: bool = False
     approximate: bool = False
-    estimated: bool = False  # total is the index's estimate ("about N results")
     corrected: str | None = None
     message: str | None = None
 
@@ -158,7 +156,7 @@ def _fuzzy(q: query.Query, reader: IndexReader) -> query.Query:
         if isinstance(node, query.Term) and node.fieldname in ("title", "body"):
             dist = 2 if len(node.text) > 5 else 1
             source = "title" if node.fieldname == "title" else "words"
-            near = islice(reader.terms_within(source, node.text, dist, prefix=1), 20)
+            near = spelling.within(reader, source, node.text, dist)[:20]
             stems = sorted({deep_stem(word) for word in near})
             if stems:
                 return query.Or([query.Term(node.fieldname, t, boost=node.boost) for t in stems])
@@ -171,6 +169,9 @@ def _formatter() -> highlight.HtmlFormatter:
     return highlight.HtmlFormatter(tagname="mark", classname="match", termclass="term")
 
 
+_FRAGMENTER = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=60)
+
+
 def _window(body: str, finder: re.Pattern | None) -> str:
     """The part of the body around the first match: highlighting all 4 KB costs too much."""
     match = finder.search(body) if finder is not None else None
@@ -180,13 +181,19 @@ def _window(body: str, finder: re.Pattern | None) -> str:
     return body[start : start + SNIPPET_CHARS * 2]
 
 
-def _snippet(hit, body: str, finder: re.Pattern | None) -> Markup:  # noqa: ANN001
+def _snippet(body: str, words: frozenset[str], finder: re.Pattern | None) -> Markup:
     """The best passage with matches in <mark>; Whoosh escapes the text before marking it."""
-    marked = hit.highlights("body", text=_window(body, finder), top=1)
-    if marked:
-        return Markup(marked)  # noqa: S704  (HtmlFormatter escaped the text around the marks)
+    if words:
+        marked = highlight.highlight(
+            _window(body, finder), words, _ANALYZER, _FRAGMENTER, _formatter(), top=1
+        )
+        if marked:
+            return Markup(marked)  # noqa: S704  (HtmlFormatter escaped the text around the marks)
     text = body[:SNIPPET_CHARS]
     return escape(text + ("…" if len(body) > SNIPPET_CHARS else ""))
+
+
+_ANALYZER = make_schema()["body"].analyzer
 
 
 def _finder(q: query.Query) -> re.Pattern | None:
@@ -202,70 +209,75 @@ def _finder(q: query.Query) -> re.Pattern | None:
     return re.compile(r"(?i)\b(?:" + "|".join(map(re.escape, sorted(stems))) + ")")
 
 
-def _hit(searcher_hit, finder: re.Pattern | None) -> Hit:  # noqa: ANN001
-    fields = searcher_hit.fields()
+def _hit(searcher: Searcher, docnum: int, words: frozenset[str], finder: re.Pattern | None) -> Hit:
+    fields = searcher.stored_fields(docnum)
     body = fields.get("body", "")
     return Hit(
         slug=fields["slug"],
         title=fields["title"],
-        snippet=_snippet(searcher_hit, body, finder),
+        snippet=_snippet(body, words, finder),
         tags=(fields.get("tags") or "").split(),
         updated=fields.get("updated"),
     )
 
 
-def _ranked(searcher: Searcher, q: query.Query, text: str, limit: int):  # noqa: ANN202
-    """Results for q (exact title first), their count, and whether that count is an estimate."""
-    # No mask: Whoosh 2.7.5's FilterCollector tests the mask bitset's truth per document, which
-    # scans the whole bitset each time; the bookkeeping documents match no user query anyway.
-    results = searcher.search(q, limit=limit)
-    results.fragmenter = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=60)
-    results.formatter = _formatter()
-    hits = list(results)
-    total, estimated = _count(searcher, q, results, limit)
+def _body_words(searcher: Searcher, q: query.Query) -> frozenset[str]:
+    """The indexed body words the query looks for (prefixes expanded), to mark in snippets."""
+    # Leaf by leaf: Whoosh 2.7.5's Query.existing_terms reuses its `fieldname` argument as a
+    # loop variable, so on a whole tree it keeps only the first leaf's field.
+    reader = searcher.reader()
+    return frozenset(
+        text.decode("utf-8")
+        for leaf in q.leaves()
+        if leaf.field() == "body"
+        for _, text in leaf.existing_terms(reader, phrases=True, expand=True)
+    )
+
+
+def _ranked(searcher: Searcher, q: query.Query, text: str, limit: int) -> tuple[list[int], int]:
+    """The best `limit` document numbers for q (an exact title match first) and the count."""
+    try:
+        ranked = vector.run(searcher, q, limit)
+        docnums, total = ranked.docnums, ranked.total
+    except vector.Unsupported:
+        # A query form the array evaluator does not handle (a phrase with slop): Whoosh's
+        # matchers, counting every match. No mask: Whoosh 2.7.5's FilterCollector rescans the
+        # mask bitset per document; bookkeeping documents match no user query anyway.
+        results = searcher.search(q, limit=None)
+        docnums, total = [h.docnum for h in results[:limit]], len(results)
     exact = searcher.document_number(title_exact=exact_key(text.strip('"')))
     if exact is not None:
-        position = next((i for i, h in enumerate(hits) if h.docnum == exact), None)
-        if position is None:
-            extra = searcher.search(query.Term("title_exact", exact_key(text.strip('"'))), limit=1)
-            extra.fragmenter, extra.formatter = results.fragmenter, results.formatter
-            if len(extra):
-                hits.insert(0, extra[0])
-                total += 1
-        elif position:
-            hits.insert(0, hits.pop(position))
-    return hits, total, estimated
+        if exact in docnums:
+            docnums.remove(exact)
+        else:
+            total += 1
+        docnums.insert(0, exact)
+    return docnums[:limit], total
 
 
-def _count(searcher: Searcher, q: query.Query, results, limit: int) -> tuple[int, bool]:  # noqa: ANN001
-    """How many pages match, and whether that is an estimate.
+def _correction(searcher: Searcher, word: str) -> str | None:
+    """The indexed word closest to `word` (one typo before two), the most used one on ties.
 
-    Exact and free when fewer than `limit` matched; exact by a non-scoring walk when the index
-    expects few matches; else the index's estimate, since walking every match of a common word
-    cost more than the whole rest of the search.
+    Only words a published page still has: the spelling lists keep words of pages edited or
+    deleted since the last rebuild, which must not be suggested.
     """
-    scored = results.scored_length()
-    if scored < limit:
-        return scored, False  # block skipping starts only once `limit` hits are held
     reader = searcher.reader()
-    estimate = min(q.estimate_size(reader), searcher.doc_count())
-    if estimate <= EXACT_COUNT:
-        return sum(1 for _ in searcher.docs_for_query(q)), False
-    return max(estimate, scored), True
-
-
-def _live(searcher: Searcher, word: str) -> bool:
-    """Whether a published page still has the word: the spelling list keeps words of pages
-    edited or deleted since the last rebuild, which must not be suggested."""
-    stem = deep_stem(word)
-    q = query.Or([query.Term("body", stem), query.Term("title", stem)])
-    return searcher.search(q, limit=1).scored_length() > 0
+    for dist in (1, 2):
+        near = {
+            *spelling.within(reader, "title", word, dist),
+            *spelling.within(reader, "words", word, dist),
+        }
+        near.discard(word)
+        used = {w: vector.pages_with(searcher, ["title", "body"], deep_stem(w)) for w in near}
+        best = sorted((-n, w) for w, n in used.items() if n)
+        if best:
+            return best[0][1]
+    return None
 
 
 def _did_you_mean(searcher: Searcher, text: str) -> str | None:
     """The query with words the index never saw replaced by the closest word it has."""
     reader = searcher.reader()
-    correctors = [searcher.corrector("title"), searcher.corrector("words")]
     changed = False
 
     def fix(match: re.Match) -> str:
@@ -277,12 +289,11 @@ def _did_you_mean(searcher: Searcher, text: str) -> str | None:
         for fieldname in ("spell_title", "words", "tags"):
             if (fieldname, low) in reader:
                 return word
-        for corrector in correctors:
-            for found in corrector.suggest(low, limit=5, maxdist=2, prefix=1):
-                if _live(searcher, found):
-                    changed = True
-                    return found
-        return word
+        found = _correction(searcher, low)
+        if found is None:
+            return word
+        changed = True
+        return found
 
     fixed = _WORD.sub(fix, text)
     return fixed if changed and fixed != text else None
@@ -303,19 +314,19 @@ def search(raw: str, page: int = 1, per_page: int = PER_PAGE) -> SearchResults:
     searcher = ensure_current()
     limit = out.page * per_page
     used = q
-    hits, total, estimated = _ranked(searcher, q, text, limit)
+    docnums, total = _ranked(searcher, q, text, limit)
     if total == 0:
         out.corrected = _did_you_mean(searcher, text)
         used = _fuzzy(q, searcher.reader())
-        hits, total, estimated = _ranked(searcher, used, text, limit)
+        docnums, total = _ranked(searcher, used, text, limit)
         out.approximate = total > 0
     elif total < 5:
         out.corrected = _did_you_mean(searcher, text)
-    out.total, out.estimated = total, estimated
+    out.total = total
     out.page = min(out.page, out.pages)
     start = (out.page - 1) * per_page
-    finder = _finder(used)
-    out.hits = [_hit(h, finder) for h in hits[start : start + per_page]]
+    finder, words = _finder(used), _body_words(searcher, used)
+    out.hits = [_hit(searcher, n, words, finder) for n in docnums[start : start + per_page]]
     return out
 
 
@@ -336,10 +347,11 @@ def suggest(raw: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]:
     seen: set[str] = set()
 
     def add(q: query.Query) -> None:
-        for hit in searcher.search(q, limit=limit):
-            if hit["slug"] not in seen and len(found) < limit:
-                seen.add(hit["slug"])
-                found.append(Suggestion(hit["title"], hit["slug"]))
+        for docnum in vector.run(searcher, q, limit).docnums:
+            fields = searcher.stored_fields(docnum)
+            if fields["slug"] not in seen and len(found) < limit:
+                seen.add(fields["slug"])
+                found.append(Suggestion(fields["title"], fields["slug"]))
 
     head = [query.Term("title_words", w) for w in words[:-1]]
     add(query.Prefix("title_exact", exact_key(text)))
