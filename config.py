@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": "sqlite:///{instance}/wiki.db",
     "SECRET_KEY": None,  # from the environment, else generated once into instance/secret_key
     "SEARCH_INDEX_DIR": "{instance}/index",
+    "SEARCH_CACHE_MB": 64,  # per process: posting lists held in memory for fast searches
     "REVIEW_POLICY": "contributors",  # contributors | everyone | off
     "REVIEW_MIN_APPROVALS": 1,
     "REVIEW_STALE_DAYS": 7,

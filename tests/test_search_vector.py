@@ -162,3 +162,18 @@ def test_the_cache_stays_within_its_budget():
         cache.get(("k", n), lambda: (np.zeros(1_000, np.int32),))  # 4 KB each
     assert cache.size <= 10_000
     assert ("k", 49) in cache.items and ("k", 0) not in cache.items
+
+
+def test_the_cache_budget_is_the_operators_setting(settings):
+    from wiki import create_app
+
+    try:
+        create_app({**settings, "SEARCH_CACHE_MB": 3})
+        assert vector._CACHE.limit == 3 << 20
+        import numpy as np
+
+        for n in range(10):
+            vector.cached(("budget", n), lambda: (np.zeros(1 << 18, np.int8),))  # 256 KB each
+        assert vector._CACHE.size <= 3 << 20
+    finally:
+        vector.configure(64)

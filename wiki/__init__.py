@@ -78,8 +78,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     web.register(app)
 
     from wiki.search import index as search_index
+    from wiki.search import vector
 
     search_index.init_app(app)
+    vector.configure(app.config["SEARCH_CACHE_MB"])
 
     from wiki.cli import wiki_cli
 

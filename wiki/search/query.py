@@ -169,16 +169,20 @@ def _formatter() -> highlight.HtmlFormatter:
     return highlight.HtmlFormatter(tagname="mark", classname="match", termclass="term")
 
 
-_FRAGMENTER = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=60)
+SURROUND = 60  # characters of context the fragmenter keeps around a match
+_FRAGMENTER = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=SURROUND)
 
 
 def _window(body: str, finder: re.Pattern | None) -> str:
-    """The part of the body around the first match: highlighting all 4 KB costs too much."""
+    """The part of the body around the first match: highlighting all 4 KB costs too much.
+
+    Just what the fragmenter can use: its context before the match and a snippet after it.
+    """
     match = finder.search(body) if finder is not None else None
-    start = max(0, match.start() - SNIPPET_CHARS // 2) if match else 0
+    start = max(0, match.start() - SURROUND - 20) if match else 0
     if start:
         start = body.find(" ", start) + 1 or start
-    return body[start : start + SNIPPET_CHARS * 2]
+    return body[start : start + SNIPPET_CHARS + SURROUND + 40]
 
 
 def _snippet(body: str, words: frozenset[str], finder: re.Pattern | None) -> Markup:

@@ -30,7 +30,9 @@ from whoosh.scoring import BM25F
 from whoosh.searching import Searcher
 from whoosh.util.numeric import byte_to_length
 
-CACHE_BYTES = 96 << 20  # per process, for posting and position arrays
+from wiki.search.index import StemPositions
+
+CACHE_BYTES = 64 << 20  # per process, for posting and position arrays (SEARCH_CACHE_MB)
 POS_BITS = 24  # a phrase key is docnum << POS_BITS | position
 _LENGTH_OF_BYTE = np.array([byte_to_length(b) or 1 for b in range(256)], dtype=np.float64)
 _LENGTH_OF_BYTE[0] = 1.0  # Whoosh's scorer reads a missing length as 1
@@ -69,10 +71,19 @@ class _Cache:
             if key not in self.items:
                 self.items[key] = value
                 self.size += nbytes
-                while self.size > self.limit and len(self.items) > 1:
-                    _, old = self.items.popitem(last=False)
-                    self.size -= _nbytes(old)
+                self._trim()
         return value
+
+    def resize(self, limit: int) -> None:
+        with self.lock:
+            self.limit = limit
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the least recently used values until the rest fit (the newest always stays)."""
+        while self.size > self.limit and len(self.items) > 1:
+            _, old = self.items.popitem(last=False)
+            self.size -= _nbytes(old)
 
     def clear(self) -> None:
         with self.lock:
@@ -149,15 +160,27 @@ def _read_positions(reader: IndexReader, fieldname: str, btext: bytes) -> tuple[
         m = _raw_postings(reader, fieldname, btext)
     except TermNotFound:
         return (np.zeros(0, np.int64),)
-    decode = reader.schema[fieldname].format.decode_positions
-    docs: list[int] = []
-    poses: list[int] = []
-    while m.is_active():
-        found = decode(m.value())
-        docs.extend([m.id()] * len(found))
-        poses.extend(found)
-        m.next()
-    keys = (np.asarray(docs, dtype=np.int64) << POS_BITS) | np.asarray(poses, dtype=np.int64)
+    fmt = reader.schema[fieldname].format
+    docs: list[Any] = []
+    poses: list[Any] = []
+    if type(m) is W3LeafMatcher and isinstance(fmt, StemPositions) and not m._byteids:  # noqa: SLF001
+        # A block at a time: each value is its page's positions as packed uint32s.
+        while m.is_active():
+            m._read_data()  # noqa: SLF001
+            deltas, values = m._data[0], m._data[2]  # noqa: SLF001
+            ids = np.cumsum(np.asarray(deltas, dtype=np.int64))
+            docs.append(np.repeat(ids, [len(v) >> 2 for v in values]))
+            poses.append(np.frombuffer(b"".join(values), dtype="<u4"))
+            m._next_block()  # noqa: SLF001
+    else:
+        while m.is_active():
+            found = fmt.decode_positions(m.value())
+            docs.append(np.full(len(found), m.id(), dtype=np.int64))
+            poses.append(np.asarray(found, dtype=np.int64))
+            m.next()
+    if not docs:
+        return (np.zeros(0, np.int64),)
+    keys = (np.concatenate(docs) << POS_BITS) | np.concatenate(poses).astype(np.int64)
     keys.sort()
     return (keys,)
 
@@ -248,9 +271,8 @@ class _Run:
     def term_scores(self, fieldname: str, btext: bytes, ids: np.ndarray, weights: np.ndarray):  # noqa: ANN201
         """BM25F for one term, as Whoosh's BM25FScorer computes it."""
         field = self.searcher.schema[fieldname]
-        if not field.scorable:
-            ti = self.searcher.term_info(fieldname, btext)
-            return np.full(len(ids), ti.max_weight())
+        if not field.scorable:  # Whoosh's WeightScorer: the term's largest weight, everywhere
+            return np.full(len(ids), weights.max() if len(weights) else 0.0)
         df = self.searcher.doc_frequency(fieldname, btext)
         idf = log(self.searcher.doc_count_all() / (df + 1)) + 1
         avgfl = self.searcher.avg_field_length(fieldname) or 1
@@ -407,6 +429,11 @@ def run(searcher: Searcher, q: query.Query, limit: int) -> Ranked:
         matched, found = matched[keep], found[keep]
     order = np.lexsort((matched, -found))[:limit]
     return Ranked(matched[order].tolist(), total, found[order].tolist())
+
+
+def configure(megabytes: int) -> None:
+    """Set this process's cache budget; a smaller budget drops the least recently used now."""
+    _CACHE.resize(max(1, int(megabytes)) << 20)
 
 
 def clear_cache() -> None:
