@@ -7,6 +7,7 @@ still fails gives an empty result with a message instead of an error. Knows noth
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
@@ -21,6 +22,8 @@ from whoosh.searching import Searcher
 
 from wiki.search import spelling, vector
 from wiki.search.index import PAGE, deep_stem, ensure_current, exact_key, make_schema
+
+log = logging.getLogger("wiki.search")
 
 MAX_QUERY = 500
 PER_PAGE = 20
@@ -315,6 +318,16 @@ def search(raw: str, page: int = 1, per_page: int = PER_PAGE) -> SearchResults:
     if q is None:
         out.message = "That query has no words to search for: try plain words (tips below)."
         return out
+    try:
+        return _run(out, q, text, per_page)
+    except OSError:
+        # Another process merged segments while this snapshot was open and Whoosh opens some
+        # segment files lazily: retry once on the current snapshot.
+        log.info("search snapshot went stale mid-query; retrying on the current one")
+        return _run(out, q, text, per_page)
+
+
+def _run(out: SearchResults, q: query.Query, text: str, per_page: int) -> SearchResults:
     searcher = ensure_current()
     limit = out.page * per_page
     used = q
